@@ -1,0 +1,3 @@
+"""livecommerce: live-stream commerce with dealer mirrors, flash sales and exact commissions."""
+
+__version__ = "0.1.0"

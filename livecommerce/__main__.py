@@ -1,0 +1,3 @@
+from livecommerce.cli import main
+
+main()

@@ -1,0 +1,114 @@
+"""``create_app(settings)``: the routes, the middleware, and a lifespan that opens and closes
+every resource (embedded Redis, Redis client, SQL, background services)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from livecommerce.auth import Authenticator
+from livecommerce.broker import Broker
+from livecommerce.context import AppContext
+from livecommerce.db import Database
+from livecommerce.embedded_redis import EmbeddedRedis
+from livecommerce.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from livecommerce.ids import new_secret
+from livecommerce.metrics import Metrics
+from livecommerce.middleware import MetricsMiddleware, RawSendMiddleware
+from livecommerce.routes import pages, parties, products, rooms, system
+from livecommerce.settings import Settings
+
+log = logging.getLogger("livecommerce")
+
+
+def admin_token_for(settings: Settings) -> str:
+    """The admin token: from settings, else generated once into ``data_dir/admin_token``."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin_token"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    token = "admin_" + new_secret()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return token
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *system.routes,
+        *parties.routes,
+        *products.routes,
+        *rooms.routes,
+        *pages.routes,
+    ]
+
+
+async def _open_redis(settings: Settings, stack: AsyncExitStack) -> Redis:
+    url = settings.redis_url
+    if not url:
+        embedded = EmbeddedRedis(Path(settings.data_dir))
+        url = await asyncio.to_thread(embedded.start)
+        stack.push_async_callback(asyncio.to_thread, embedded.stop)
+        log.info("embedded redis-server started at %s", url)
+    client: Redis = Redis.from_url(url, health_check_interval=30, max_connections=256)
+    stack.push_async_callback(client.aclose)
+    await client.ping()
+    return client
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            admin_token = admin_token_for(settings)
+            redis = await _open_redis(settings, stack)
+            db = Database(settings)
+            stack.push_async_callback(db.close)
+            await db.create_schema()
+            context = AppContext(
+                settings=settings,
+                db=db,
+                redis=redis,
+                auth=Authenticator(db, admin_token),
+                broker=Broker(redis),
+                metrics=metrics,
+                admin_token=admin_token,
+            )
+            app.state.lc = context
+            yield
+
+    app = Starlette(
+        routes=all_routes(),
+        middleware=[
+            Middleware(RawSendMiddleware),
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The factory uvicorn workers import: settings from the environment."""
+    return create_app(Settings.from_env())
