@@ -24,8 +24,15 @@ from livecommerce.embedded_redis import EmbeddedRedis
 from livecommerce.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from livecommerce.ids import new_secret
 from livecommerce.metrics import Metrics
-from livecommerce.middleware import MetricsMiddleware, RawSendMiddleware
-from livecommerce.routes import pages, parties, products, rooms, system
+from livecommerce.middleware import (
+    CorsMiddleware,
+    MetricsMiddleware,
+    RawSendMiddleware,
+    SafePathMiddleware,
+)
+from livecommerce.origins import OriginPolicy
+from livecommerce.redisconn import redis_client
+from livecommerce.routes import pages, parties, products, public, rooms, system
 from livecommerce.settings import Settings
 
 log = logging.getLogger("livecommerce")
@@ -52,6 +59,7 @@ def all_routes() -> list[BaseRoute]:
         *parties.routes,
         *products.routes,
         *rooms.routes,
+        *public.routes,
         *pages.routes,
     ]
 
@@ -63,7 +71,7 @@ async def _open_redis(settings: Settings, stack: AsyncExitStack) -> Redis:
         url = await asyncio.to_thread(embedded.start)
         stack.push_async_callback(asyncio.to_thread, embedded.stop)
         log.info("embedded redis-server started at %s", url)
-    client: Redis = Redis.from_url(url, health_check_interval=30, max_connections=256)
+    client = redis_client(url)
     stack.push_async_callback(client.aclose)
     await client.ping()
     return client
@@ -89,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
                 broker=Broker(redis),
                 metrics=metrics,
                 admin_token=admin_token,
+                origins=OriginPolicy(db, settings.allowed_origins),
             )
             app.state.lc = context
             yield
@@ -97,7 +106,9 @@ def create_app(settings: Settings) -> Starlette:
         routes=all_routes(),
         middleware=[
             Middleware(RawSendMiddleware),
+            Middleware(SafePathMiddleware),
             Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(CorsMiddleware),
         ],
         exception_handlers={
             ApiError: handle_api_error,

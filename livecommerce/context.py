@@ -12,6 +12,7 @@ from livecommerce.auth import Authenticator
 from livecommerce.broker import Broker
 from livecommerce.db import Database
 from livecommerce.metrics import Metrics
+from livecommerce.origins import OriginPolicy
 from livecommerce.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class AppContext:
     broker: Broker
     metrics: Metrics
     admin_token: str
+    origins: OriginPolicy
     hub: Hub | None = None
     seckills: SeckillEngine | None = None
     orders: OrderPipeline | None = None

@@ -109,6 +109,12 @@ async def json_object(request: Request) -> dict[str, Any]:
     return data
 
 
+async def no_body(request: Request) -> None:
+    """A call without a body accepts an empty body or ``{}`` (anything else that is not a JSON
+    object is refused with 400, like every other call)."""
+    await json_object(request)
+
+
 def validate(model: type[Body], data: dict[str, Any]) -> Body:
     try:
         return model.model_validate(data)

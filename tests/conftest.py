@@ -3,6 +3,7 @@ data dir), and a small HTTP client that knows the API's shapes."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from livecommerce.process import ServerProcess
+from tests.services import LocalPostgres, LocalRedisCluster
 
 
 class Api:
@@ -88,9 +90,27 @@ class Api:
         return self.ok(self.post(path, dealer["token"], {"title": f"{dealer['name']} room"}), 201)
 
 
+def backend_env() -> Iterator[dict[str, str]]:
+    """Environment naming the SQL and Redis backends the integration suite runs against.
+
+    ``LIVECOMMERCE_TEST_BACKEND=scale`` runs it on a local PostgreSQL and a local Redis Cluster
+    (CI does both); the default is SQLite and the embedded Redis.
+    """
+    if os.environ.get("LIVECOMMERCE_TEST_BACKEND") != "scale":
+        yield {}
+        return
+    with LocalPostgres() as postgres, LocalRedisCluster() as cluster:
+        yield {"DATABASE_URL": postgres.url, "LIVECOMMERCE_REDIS_URL": cluster.url}
+
+
 @pytest.fixture(scope="session")
-def server() -> Iterator[ServerProcess]:
-    with ServerProcess(env={"LIVECOMMERCE_DEV_PAYMENTS": "1"}) as process:
+def backends() -> Iterator[dict[str, str]]:
+    yield from backend_env()
+
+
+@pytest.fixture(scope="session")
+def server(backends: dict[str, str]) -> Iterator[ServerProcess]:
+    with ServerProcess(env={"LIVECOMMERCE_DEV_PAYMENTS": "1", **backends}) as process:
         yield process
 
 

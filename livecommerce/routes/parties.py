@@ -17,7 +17,7 @@ from livecommerce.errors import forbidden, invalid, not_found
 from livecommerce.ids import new_id
 from livecommerce.models import Brand, Dealer, DealerAuthorization, Room, Viewer
 from livecommerce.timeutil import iso, utcnow
-from livecommerce.validation import Id, Name, StrictBody, Url, parse_body
+from livecommerce.validation import Id, Name, StrictBody, Url, no_body, parse_body
 from livecommerce.views import brand_view, dealer_view
 
 
@@ -177,6 +177,7 @@ async def put_dealer_profile(request: Request) -> Response:
             sites = [site.rstrip("/") for site in body.allowed_sites or []]
             dealer.allowed_sites = json.dumps(sites)
         session.add(dealer)
+    app.origins.invalidate()
     return json_response(dealer_view(dealer))
 
 
@@ -187,6 +188,7 @@ async def rotate_token(request: Request) -> Response:
     )
     entity_id = request.path_params["entity_id"]
     principal = await app.auth.require(request, "admin", kind)
+    await no_body(request)
     table: type[Brand] | type[Dealer] = Brand if kind == "brand" else Dealer
     token, token_hash = make_token(kind, entity_id)
     async with app.db.read() as session:

@@ -20,7 +20,7 @@ from livecommerce.ids import new_id
 from livecommerce.listing import keyset_page
 from livecommerce.models import DealerAuthorization, Room
 from livecommerce.timeutil import parse_iso, utcnow
-from livecommerce.validation import Name, StrictBody, Url, parse_body
+from livecommerce.validation import Name, StrictBody, Url, no_body, parse_body
 from livecommerce.views import public_base, room_view
 
 
@@ -179,6 +179,7 @@ async def _set_status(request: Request, status: str) -> Response:
     app = ctx(request)
     principal = await app.auth.require(request, "brand")
     room = await _brand_room_of(request, app, principal)
+    await no_body(request)
     async with app.db.write() as session:
         fresh = await session.get(Room, room.id)
         assert fresh is not None
