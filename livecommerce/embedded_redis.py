@@ -7,16 +7,20 @@ survive (another OS, a SIGKILL race), its pidfile in the data dir lets the next 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import redis
+
+log = logging.getLogger("livecommerce")
 
 PR_SET_PDEATHSIG = 1
 UNIX_SOCKET_MAX = 100
@@ -83,6 +87,9 @@ class EmbeddedRedis:
         self.pidfile = self.dir / "redis.pid"
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self._args: list[str] = []
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def start(self, timeout_s: float = 15.0) -> str:
         """Start redis-server, wait until it answers PING, and return its URL."""
@@ -111,8 +118,15 @@ class EmbeddedRedis:
             port = _free_port()
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
+        self._args = args
+        self._spawn(timeout_s)
+        self._watchdog = threading.Thread(target=self._watch, name="redis-watchdog", daemon=True)
+        self._watchdog.start()
+        return self.url
+
+    def _spawn(self, timeout_s: float) -> None:
         self.process = subprocess.Popen(
-            args,
+            self._args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -120,7 +134,24 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         self._wait_ready(timeout_s)
-        return self.url
+
+    def _watch(self) -> None:
+        """Restart redis-server (same socket, same AOF) if it dies while we still need it."""
+        while not self._stopping.is_set():
+            process = self.process
+            if process is None:
+                return
+            process.wait()
+            if self._stopping.is_set():
+                return
+            log.warning("embedded redis-server exited (%s); restarting it", process.returncode)
+            if process.stderr:
+                process.stderr.close()
+            try:
+                self._spawn(timeout_s=30)
+            except EmbeddedRedisError:
+                log.exception("could not restart the embedded redis-server")
+                time.sleep(1)
 
     def _wait_ready(self, timeout_s: float) -> None:
         assert self.process is not None
@@ -163,6 +194,7 @@ class EmbeddedRedis:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Shut the child down (SIGTERM flushes the AOF), killing it if it does not exit."""
+        self._stopping.set()
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return

@@ -240,3 +240,26 @@ def test_embedded_redis_dies_with_a_killed_server_and_restart_works() -> None:
         assert not _pid_alive(pid)
         server.start()
         assert httpx.get(f"{server.base_url}/healthz").json()["status"] == "ok"
+
+
+def test_a_crashed_embedded_redis_is_restarted_with_its_data() -> None:
+    with ServerProcess() as server:
+        api = Api(server.base_url, server.admin_token)
+        brand = api.brand()
+        room = api.room(brand)
+        time.sleep(1.5)  # AOF is fsynced every second
+        pid = int((server.data_dir / "redis" / "redis.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{server.base_url}/healthz", timeout=2).json()["redis"] == "ok":
+                    new_pid = int((server.data_dir / "redis" / "redis.pid").read_text())
+                    if new_pid != pid:
+                        break
+            except (httpx.HTTPError, ValueError, OSError):
+                pass
+            time.sleep(0.2)
+        else:
+            pytest.fail("the embedded Redis did not come back")
+        assert api.ok(api.post(f"/api/rooms/{room['id']}/end", brand["token"]))["status"] == "ended"
