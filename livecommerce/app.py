@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from livecommerce import ws
 from livecommerce.auth import Authenticator
 from livecommerce.broker import Broker
 from livecommerce.context import AppContext
 from livecommerce.db import Database
 from livecommerce.embedded_redis import EmbeddedRedis
 from livecommerce.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from livecommerce.hub import Hub
 from livecommerce.ids import new_secret
 from livecommerce.metrics import Metrics
 from livecommerce.middleware import (
@@ -30,10 +32,26 @@ from livecommerce.middleware import (
     RawSendMiddleware,
     SafePathMiddleware,
 )
+from livecommerce.orders import start_order_pipeline
 from livecommerce.origins import OriginPolicy
+from livecommerce.payments import Payments
 from livecommerce.redisconn import redis_client
-from livecommerce.routes import pages, parties, products, public, rooms, system
+from livecommerce.routes import (
+    cards,
+    moderation,
+    money,
+    orders,
+    pages,
+    parties,
+    products,
+    public,
+    reports,
+    rooms,
+    seckills,
+    system,
+)
 from livecommerce.settings import Settings
+from livecommerce.webhooks import WebhookDispatcher
 
 log = logging.getLogger("livecommerce")
 
@@ -59,7 +77,14 @@ def all_routes() -> list[BaseRoute]:
         *parties.routes,
         *products.routes,
         *rooms.routes,
+        *cards.routes,
+        *seckills.routes,
+        *orders.routes,
+        *moderation.routes,
+        *ws.routes,
         *public.routes,
+        *money.routes,
+        *reports.routes,
         *pages.routes,
     ]
 
@@ -99,6 +124,15 @@ def create_app(settings: Settings) -> Starlette:
                 admin_token=admin_token,
                 origins=OriginPolicy(db, settings.allowed_origins),
             )
+            dispatcher = WebhookDispatcher(db)
+            await dispatcher.start()
+            stack.push_async_callback(dispatcher.stop)
+            context.payments = Payments(webhooks=dispatcher)
+            hub = Hub(redis, context.broker, metrics, db)
+            await hub.start()
+            stack.push_async_callback(hub.stop)
+            context.hub = hub
+            await start_order_pipeline(context, stack)
             app.state.lc = context
             yield
 

@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import uvicorn
 
+from livecommerce import demo_stream
 from livecommerce.app import admin_token_for, create_app
 from livecommerce.server import (
+    HubServer,
     exit_cleanly_on_signals,
     prepare_schema,
     start_embedded_redis,
@@ -43,8 +45,9 @@ class Api:
         return response.json()
 
 
-async def seed(base_url: str, admin_token: str) -> dict[str, Any]:
-    """Create the demo world and return what to print."""
+async def seed(base_url: str, admin_token: str, stream_url: str | None = None) -> dict[str, Any]:
+    """Create the demo world and return what to print. Without ``stream_url`` the room has no
+    video and the pages show their placeholder."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         api = Api(client)
         brand = await api.call("POST", "/api/brands", admin_token, {"name": "Aurora Cosmetics"})
@@ -52,7 +55,7 @@ async def seed(base_url: str, admin_token: str) -> dict[str, Any]:
         room = await api.call(
             "POST", "/api/rooms", brand["token"],
             {"title": "Aurora Live: Winter Glow Launch",
-             "stream_url": f"{base_url}/static/demo-stream/index.m3u8"},
+             **({"stream_url": stream_url} if stream_url else {})},
         )  # fmt: skip
         await api.call("POST", f"/api/rooms/{room['id']}/live", brand["token"])
         store = await api.call("POST", "/api/dealers", admin_token, {"name": "City Beauty Store"})
@@ -125,17 +128,21 @@ def describe(world: dict[str, Any]) -> str:
 
 async def _demo(settings: Settings, simulate: bool) -> None:
     config = uvicorn.Config(create_app(settings), **uvicorn_options(settings))  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
+    server = HubServer(config)
+    # ffmpeg renders the looping test stream while the server starts (once per data dir)
+    stream_ready = asyncio.create_task(demo_stream.generate(settings.data_dir))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     if serving.done():
+        stream_ready.cancel()
         await serving
         return
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base_url = settings.public_url or f"http://{host}:{settings.port}"
     assert settings.admin_token is not None
-    world = await seed(base_url, settings.admin_token)
+    stream_url = base_url + demo_stream.PLAYLIST_PATH if await stream_ready else None
+    world = await seed(base_url, settings.admin_token, stream_url)
     (settings.data_dir / "demo.json").write_text(json.dumps(world, indent=2))
     print(describe(world), flush=True)
     background = []

@@ -14,6 +14,8 @@ from types import TracebackType
 
 import httpx
 
+from livecommerce.embedded_redis import die_with_parent
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -70,6 +72,7 @@ class ServerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,  # a killed test run leaves no server behind
         )
         log.close()
         self.wait_healthy()

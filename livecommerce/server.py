@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+from typing import TYPE_CHECKING
 
 import uvicorn
+from starlette.applications import Starlette
 
-from livecommerce.app import admin_token_for, create_app
+from livecommerce.app import admin_token_for, app_from_env, create_app
 from livecommerce.db import Database
 from livecommerce.embedded_redis import EmbeddedRedis
 from livecommerce.settings import Settings
+
+if TYPE_CHECKING:
+    from livecommerce.hub import Hub
 
 
 def _export(settings: Settings) -> None:
@@ -31,11 +37,56 @@ def _export(settings: Settings) -> None:
             os.environ["LIVECOMMERCE_" + name] = value
 
 
+def _hub_of(app: object) -> Hub | None:
+    """The hub of the Starlette app inside uvicorn's middleware wrappers, once started."""
+    for _ in range(16):
+        state = getattr(app, "state", None)
+        context = getattr(state, "lc", None) if state is not None else None
+        if context is not None:
+            hub: Hub | None = context.hub
+            return hub
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
+
+
+_UVICORN_SHUTDOWN = uvicorn.Server.shutdown
+
+
+async def _shutdown_closing_websockets(
+    self: uvicorn.Server, sockets: list[socket.socket] | None = None
+) -> None:
+    """Close WebSockets with 1001 (going away: reconnect with ``since``) before uvicorn's own
+    shutdown would close them with 1012."""
+    for server in self.servers:
+        server.close()
+    hub = _hub_of(self.config.loaded_app)
+    if hub is not None:
+        await hub.close_all()
+    await _UVICORN_SHUTDOWN(self, sockets)
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn's server, closing WebSockets with 1001 on shutdown."""
+
+    shutdown = _shutdown_closing_websockets
+
+
+def worker_app() -> Starlette:
+    """The app factory of ``--workers N`` processes. uvicorn's supervisor builds each worker's
+    server itself, so teach uvicorn's class the 1001 close in that (spawned) process."""
+    uvicorn.Server.shutdown = _shutdown_closing_websockets  # type: ignore[method-assign]
+    return app_from_env()
+
+
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     return {
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets",
+        # measured: websockets-sansio holds an idle connection in less memory than the legacy
+        # websockets impl and accepts faster than wsproto (docs/benchmarks.md, Fan-out)
+        "ws": "websockets-sansio",
         "ws_max_size": 64 * 1024,
         "ws_per_message_deflate": False,
         "ws_ping_interval": None,
@@ -93,14 +144,14 @@ def run_server(settings: Settings, announce: bool = True) -> int:
         if settings.workers > 1:
             _export(settings)
             uvicorn.run(
-                "livecommerce.app:app_from_env",
+                "livecommerce.server:worker_app",
                 factory=True,
                 workers=settings.workers,
                 **uvicorn_options(settings),  # type: ignore[arg-type]
             )
         else:
             config = uvicorn.Config(create_app(settings), **uvicorn_options(settings))  # type: ignore[arg-type]
-            uvicorn.Server(config).run()
+            HubServer(config).run()
     finally:
         if embedded is not None:
             embedded.stop()

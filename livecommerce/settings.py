@@ -56,6 +56,7 @@ class Settings:
     buy_rate_per_s: int = 20
     chat_rate_per_s: int = 2
     ws_messages_per_s: int = 20
+    bench_routes: bool = False  # benchmark baseline routes (/bench/...), never in production
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -96,6 +97,8 @@ class Settings:
             values["allowed_origins"] = _list(raw)
         if (raw := get("DEV_PAYMENTS")) is not None:
             values["dev_payments"] = _bool(raw)
+        if (raw := get("BENCH_ROUTES")) is not None:
+            values["bench_routes"] = _bool(raw)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 

@@ -3,6 +3,7 @@ started from the binaries on this machine in a temp dir and stopped afterwards."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -58,10 +59,8 @@ class LocalPostgres:
     def stop(self) -> None:
         pg_ctl = _pg_tool("pg_ctl")
         if pg_ctl and (self.dir / "data").exists():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 self._run(pg_ctl, "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
-            except subprocess.CalledProcessError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:
@@ -120,7 +119,7 @@ class LocalRedisCluster:
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                )
             )
         clients = [redis.Redis(port=port) for port in self.ports]
         deadline = time.monotonic() + 15

@@ -1,4 +1,5 @@
-"""What a watch page may read without a token: a room's face and its dealer's branding."""
+"""What a watch page may read without a token: a room's face, its dealer's branding, and the
+face of a product on sale (what its card shows anyway)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from starlette.responses import Response
 
 from livecommerce.api import ApiRoute, json_response
 from livecommerce.context import ctx
-from livecommerce.models import Brand, Dealer
+from livecommerce.errors import not_found
+from livecommerce.models import Brand, Dealer, Product
 from livecommerce.routes.rooms import load_room
-from livecommerce.views import room_status
+from livecommerce.views import card_product, room_status
 
 
 async def public_room(request: Request) -> Response:
@@ -45,8 +47,19 @@ async def public_room(request: Request) -> Response:
     )
 
 
+async def public_product(request: Request) -> Response:
+    """A seckill event names its product by id; the watch page shows the title from here."""
+    async with ctx(request).db.read() as session:
+        product = await session.get(Product, request.path_params["product_id"])
+    if product is None:
+        raise not_found("product")
+    return json_response(card_product(product))
+
+
 routes = [
     ApiRoute("/api/rooms/{room_id}/public", public_room, method="GET",
              summary="A room's public face and its dealer's branding (no token)",
              roles=["anyone"]),
+    ApiRoute("/api/products/{product_id}/public", public_product, method="GET",
+             summary="A product as its card shows it (no token)", roles=["anyone"]),
 ]  # fmt: skip
