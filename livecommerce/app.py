@@ -11,6 +11,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,7 +24,13 @@ from livecommerce.broker import Broker
 from livecommerce.context import AppContext
 from livecommerce.db import Database
 from livecommerce.embedded_redis import EmbeddedRedis
-from livecommerce.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from livecommerce.errors import (
+    ApiError,
+    handle_api_error,
+    handle_backend_unavailable,
+    handle_http_exception,
+    handle_unexpected,
+)
 from livecommerce.hub import Hub
 from livecommerce.ids import new_secret
 from livecommerce.metrics import Metrics
@@ -118,7 +126,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings=settings,
                 db=db,
                 redis=redis,
-                auth=Authenticator(db, admin_token),
+                auth=Authenticator(db, admin_token, redis),
                 broker=Broker(redis),
                 metrics=metrics,
                 admin_token=admin_token,
@@ -147,6 +155,9 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
+            RedisConnectionError: handle_backend_unavailable,
+            OperationalError: handle_backend_unavailable,
+            InterfaceError: handle_backend_unavailable,
             Exception: handle_unexpected,
         },
         lifespan=lifespan,

@@ -1,9 +1,10 @@
 """Bearer tokens and roles.
 
 A token reads ``<role>_<id>_<secret>``; only a SHA-256 of the secret is stored, compared in
-constant time. Viewer tokens never change, so verified ones are cached in process; brand and
-dealer tokens are checked against SQL on every call, so a rotation takes effect at once
-everywhere.
+constant time. Viewer tokens never change and are checked on every buy and every socket, so their
+hashes are also kept in Redis (one GET instead of a SQL read during a connection storm) and
+verified ones are cached in process; brand and dealer tokens are checked against SQL on every
+call, so a rotation takes effect at once everywhere.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
+from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from livecommerce.db import Database
@@ -22,6 +24,11 @@ from livecommerce.models import Brand, Dealer, Viewer
 
 Role = Literal["admin", "brand", "dealer", "viewer"]
 VIEWER_CACHE_SIZE = 200_000
+VIEWER_TOKEN_TTL_S = 30 * 86_400  # SQL stays the record; Redis only spares it the reads
+
+
+def viewer_token_key(viewer_id: str) -> str:
+    return f"lc:viewer-token:{viewer_id}"
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,25 @@ def bearer_token(connection: HTTPConnection) -> str | None:
 class Authenticator:
     """Turns a token into a ``Principal`` (or ``None`` when it is not valid)."""
 
-    def __init__(self, db: Database, admin_token: str) -> None:
+    def __init__(self, db: Database, admin_token: str, redis: Redis) -> None:
         self.db = db
         self.admin_token = admin_token
+        self.redis = redis
         self._viewers: OrderedDict[str, Principal] = OrderedDict()
+
+    async def remember_viewer(self, viewer_id: str, token_hash: str) -> None:
+        await self.redis.set(viewer_token_key(viewer_id), token_hash, ex=VIEWER_TOKEN_TTL_S)
+
+    async def _viewer_token_hash(self, viewer_id: str) -> str | None:
+        cached = await self.redis.get(viewer_token_key(viewer_id))
+        if cached is not None:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        async with self.db.read() as session:
+            row = await session.get(Viewer, viewer_id)
+        if row is None:
+            return None
+        await self.remember_viewer(viewer_id, row.token_hash)
+        return row.token_hash
 
     async def principal(self, token: str | None) -> Principal | None:
         if not token or len(token) > 256:
@@ -82,9 +104,8 @@ class Authenticator:
         if cached is not None:
             self._viewers.move_to_end(token)
             return cached
-        async with self.db.read() as session:
-            row = await session.get(Viewer, viewer_id)
-        if row is None or not hmac.compare_digest(row.token_hash, hash_secret(secret)):
+        stored = await self._viewer_token_hash(viewer_id)
+        if stored is None or not hmac.compare_digest(stored, hash_secret(secret)):
             return None
         principal = Principal("viewer", viewer_id)
         self._viewers[token] = principal

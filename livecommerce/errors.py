@@ -79,6 +79,16 @@ async def handle_http_exception(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def handle_backend_unavailable(_request: Request, exc: Exception) -> Response:
+    """Redis or SQL unreachable for longer than the retries: a 503 the client may retry."""
+    log.warning("backend unavailable: %s", exc)
+    return JSONResponse(
+        {"error": "unavailable", "message": "a backing service is unavailable; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def handle_unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse({"error": "internal", "message": "internal server error"}, status_code=500)

@@ -221,14 +221,27 @@ class RoomDirectory:
         self.db = db
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, RoomInfo | None]] = {}
+        self._loading: dict[str, asyncio.Future[RoomInfo | None]] = {}
 
     async def get(self, room_id: str) -> RoomInfo | None:
         if len(room_id) > 64:
             return None
-        now = time.monotonic()
         hit = self._cache.get(room_id)
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        loading = self._loading.get(room_id)
+        if loading is None:  # one read for everyone who asks while it runs (single flight)
+            loading = asyncio.ensure_future(self._load(room_id))
+            self._loading[room_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(room_id, None))
+        return await asyncio.shield(loading)
+
+    def forget_all(self) -> None:
+        """A status changed somewhere: the next reads go to SQL."""
+        self._cache.clear()
+
+    async def _load(self, room_id: str) -> RoomInfo | None:
+        now = time.monotonic()
         async with self.db.read() as session:
             room = await session.get(Room, room_id)
             info = None
@@ -401,6 +414,7 @@ class Hub:
         if group is None:
             return
         if message["type"] == "subscribe":
+            self.directory.forget_all()  # status events were not seen here until now
             group.ready.set()
         elif message["type"] == "message":
             try:
@@ -409,6 +423,8 @@ class Hub:
             except (ValueError, TypeError):
                 log.warning("dropping a malformed event on %s", name)
                 return
+            if parsed.body.startswith('{"type":"status"'):
+                self.directory.forget_all()
             self.metrics.fanout_frames.inc(group.deliver(event))
 
     # housekeeping -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from livecommerce import ledger, webhooks
 from livecommerce.context import AppContext
 from livecommerce.ids import new_id
 from livecommerce.models import Order
@@ -41,6 +41,7 @@ RECLAIM_EVERY_S = 5.0
 RECLAIM_IDLE_MS = 15_000  # a pending entry this old belongs to a consumer that died
 SWEEP_EVERY_S = 0.5
 STOP_WAIT_S = 2.0
+DRAIN_ON_STOP_S = 5.0
 SETTLED = ("paid", "partially_refunded", "refunded")
 
 Entry = tuple[str, bytes, dict[bytes, bytes]]  # (seckill id, entry id, fields)
@@ -52,15 +53,6 @@ class PayOutcome:
 
     result: str
     order: Order | None
-
-
-def _optional(module: str, name: str) -> Callable[..., Awaitable[Any]] | None:
-    """A function of a module another part of the project provides (None until it exists)."""
-    try:
-        found: Callable[..., Awaitable[Any]] = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-    return found
 
 
 class OrderPipeline:
@@ -87,10 +79,17 @@ class OrderPipeline:
         ]
 
     async def stop(self) -> None:
+        """Stop the loops, then drain what is already in the streams into SQL (bounded, so a
+        dead Redis or database cannot hold up the shutdown; what is left stays pending for the
+        next start to take over)."""
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # bounded: a Redis call stuck on a dead connection must not block
             await asyncio.wait(self._tasks, timeout=STOP_WAIT_S)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(DRAIN_ON_STOP_S):
+                while await self.write_round(poll_all=True):
+                    pass
 
     async def _forever(self, body: Callable[[], Awaitable[None]], name: str) -> None:
         while True:
@@ -173,15 +172,18 @@ class OrderPipeline:
             record_row(parse_record(f[b"r"])) for _, _, f in entries if f.get(b"t") == b"reserve"
         ]
         transitions = [f for _, _, f in entries if f.get(b"t") != b"reserve"]
-        insert = sqlite.insert if self.app.db.is_sqlite else postgresql.insert
         async with self.app.db.write() as session:
             if rows:
-                # one statement compiled once, executed for every row (executemany)
-                statement = insert(Order.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
-                await session.exec(statement, params=rows)
+                await self._insert_missing(session, rows)
             for fields in transitions:
                 await self._apply_transition(session, fields)
         self.app.metrics.orders_written.inc(len(entries))
+
+    async def _insert_missing(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+        """Insert order rows, leaving any that exist untouched (one statement, executemany)."""
+        insert = sqlite.insert if self.app.db.is_sqlite else postgresql.insert
+        statement = insert(Order.__table__).on_conflict_do_nothing()  # type: ignore[attr-defined]
+        await session.exec(statement, params=rows)
 
     async def _apply_transition(self, session: AsyncSession, fields: dict[bytes, bytes]) -> None:
         kind = text(fields.get(b"t"))
@@ -198,9 +200,8 @@ class OrderPipeline:
         )
         if kind == "expired" and result.rowcount:
             order = await session.get(Order, order_id)
-            enqueue = _optional("livecommerce.webhooks", "enqueue")
-            if order is not None and enqueue is not None:
-                await enqueue(session, order.brand_id, "order.expired", order)
+            if order is not None:
+                await webhooks.enqueue(session, order.brand_id, "order.expired", order)
 
     async def _row(self, session: AsyncSession, order_id: str) -> Order | None:
         """The SQL row, locked for this transaction; inserted from Redis when the writer has
@@ -214,10 +215,9 @@ class OrderPipeline:
         found = await self.engine.order_in_redis(order_id)
         if found is None:
             return None
-        order = record_order(found[0])
-        session.add(order)
-        await session.flush()
-        return order
+        # the writer may insert the same row at this moment: never collide with it
+        await self._insert_missing(session, [record_row(found[0])])
+        return (await session.exec(statement)).first()
 
     async def _mark_paid(
         self, session: AsyncSession, order_id: str, paid_ms: int, allocated: int
@@ -230,9 +230,7 @@ class OrderPipeline:
         order.allocated_units = allocated
         session.add(order)
         await session.flush()
-        book_sale = _optional("livecommerce.ledger", "book_sale")
-        if book_sale is not None:
-            await book_sale(session, order, self.app.settings)
+        await ledger.book_sale(session, order, self.app.settings)
         return order
 
     # takeover and reconciliation -------------------------------------------------------------

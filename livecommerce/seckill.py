@@ -32,6 +32,7 @@ from livecommerce.order_records import (
     seckill_of,
     split_status,
 )
+from livecommerce.redisconn import evalsha_many
 from livecommerce.timeutil import from_ms, iso, now_ms, to_ms
 from livecommerce.validation import Id, Qty, RequestId, StrictBody, validate
 
@@ -222,10 +223,8 @@ class ScriptBatcher:
         self, batch: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]]
     ) -> list[Any]:
         for attempt in range(2):
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args, _ in batch:
-                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+            calls = [(keys, args) for keys, args, _ in batch]
+            results = await evalsha_many(self.redis, self.script.sha, calls)
             if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
                 # Redis lost its script cache (restart): load it, run the whole batch again —
                 # a NOSCRIPT reply means that script did not run.

@@ -24,7 +24,6 @@ from typing import Annotated, Any, Literal, cast
 
 import msgpack
 from pydantic import Field
-from sqlmodel import col, select
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
 
@@ -254,15 +253,14 @@ class RoomSocket:
         }
 
     async def current_status(self) -> str:
-        """Read fresh, not from the room directory's cache: a status may have just changed."""
+        """From the room directory: its entries live ≤ 2 s and are dropped when a `status` event
+        passes through this process (this connection's group is subscribed before this read)."""
         room = self.room
         assert room is not None
-        ids = [room.id] + ([room.brand_room_id] if room.brand_room_id else [])
-        async with self.app.db.read() as session:
-            rows = (await session.exec(select(Room).where(col(Room.id).in_(ids)))).all()
-        by_id = {row.id: row for row in rows}
-        fresh = by_id.get(room.id, room)
-        return room_status(fresh, by_id.get(room.brand_room_id or ""))
+        info = await self.hub.directory.get(room.id)
+        if info is None:
+            return room_status(room, None)
+        return room_status(info.room, info.brand_room)
 
     async def replay(self, since: int) -> int | None:
         """Write the events after ``since`` this connection would have received; the last seq

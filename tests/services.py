@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -49,12 +50,24 @@ class LocalPostgres:
             shutil.chown(self.dir, "postgres")
         data = str(self.dir / "data")
         self._run(initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
+        self.resume()
+        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (the database is "unavailable")."""
+        pg_ctl = _pg_tool("pg_ctl")
+        assert pg_ctl
+        self._run(pg_ctl, "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        pg_ctl = _pg_tool("pg_ctl")
+        assert pg_ctl
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        data = str(self.dir / "data")
         self._run(pg_ctl, "-D", data, "-o", options, "-l", str(self.dir / "log"), "-w", "start")
-        return self
 
     def stop(self) -> None:
         pg_ctl = _pg_tool("pg_ctl")
@@ -75,13 +88,30 @@ class LocalPostgres:
         self.stop()
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10_000 <= 65_535 and _port_free(port + 10_000):
+            return port
+
+
 class LocalRedisCluster:
     """Three ``redis-server --cluster-enabled yes`` masters joined with ``redis-cli --cluster
     create`` (or CLUSTER ADDSLOTS/MEET when redis-cli is missing)."""
 
     def __init__(self, nodes: int = 3) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="lc-cluster-"))
-        self.ports = [free_port() for _ in range(nodes)]
+        self.ports = [_cluster_port() for _ in range(nodes)]
         self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -169,3 +199,66 @@ class LocalRedisCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LocalRedis:
+    """One redis-server with AOF on a fixed port, which a test can restart in place."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="lc-redis-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> LocalRedis:
+        import redis
+
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server not found"
+        self.process = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always"),
+                *("--save", "", "--protected-mode", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            process.wait(15)
+
+    def restart(self, down_s: float = 1.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def __enter__(self) -> LocalRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -176,9 +176,13 @@ async def test_too_old_since_gets_a_fresh_snapshot(server: ServerProcess, api: A
 
 
 def server_redis(server: ServerProcess) -> Any:
-    from redis.asyncio import Redis
+    from livecommerce.redisconn import redis_client
 
-    return Redis.from_url(f"unix://{server.data_dir}/redis/redis.sock")
+    url = (
+        server.extra_env.get("LIVECOMMERCE_REDIS_URL")
+        or f"unix://{server.data_dir}/redis/redis.sock"
+    )
+    return redis_client(url)
 
 
 async def test_msgpack_frames_decode_to_the_same_fields(server: ServerProcess, api: Api) -> None:

@@ -84,6 +84,7 @@ async def create_viewer(request: Request) -> Response:
     token, token_hash = make_token("viewer", viewer_id)
     async with app.db.write() as session:
         session.add(Viewer(id=viewer_id, name=body.name, token_hash=token_hash))
+    await app.auth.remember_viewer(viewer_id, token_hash)
     return json_response({"id": viewer_id, "name": body.name, "token": token}, 201)
 
 
