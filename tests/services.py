@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from livecommerce.process import free_port
 
@@ -88,6 +89,19 @@ class LocalPostgres:
         self.stop()
 
 
+def _wait_for_ping(client: Any, deadline: float) -> None:
+    import redis
+
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -154,14 +168,7 @@ class LocalRedisCluster:
         clients = [redis.Redis(port=port) for port in self.ports]
         deadline = time.monotonic() + 15
         for client in clients:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            _wait_for_ping(client, deadline)
         per_node = 16384 // len(self.ports)
         for index, client in enumerate(clients):
             first = index * per_node
@@ -228,15 +235,7 @@ class LocalRedis:
             stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        _wait_for_ping(client, time.monotonic() + 15)
         client.close()
         return self
 

@@ -6,12 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from livecommerce.api import ApiRoute, json_response
-from livecommerce.auth import Principal
 from livecommerce.chat import CardStore
-from livecommerce.context import AppContext, ctx
-from livecommerce.errors import conflict, forbidden, not_found
-from livecommerce.models import Product, Room
-from livecommerce.routes.rooms import load_room
+from livecommerce.context import ctx
+from livecommerce.errors import not_found
+from livecommerce.models import Product
+from livecommerce.routes.rooms import own_brand_room
 from livecommerce.timeutil import now_ms
 from livecommerce.validation import Id, StrictBody, parse_body
 from livecommerce.views import card_product
@@ -21,20 +20,10 @@ class CardPin(StrictBody):
     product_id: Id
 
 
-async def _own_brand_room(request: Request, app: AppContext, principal: Principal) -> Room:
-    async with app.db.read() as session:
-        room, _ = await load_room(session, request.path_params["room_id"])
-    if room.brand_id != principal.id:
-        raise forbidden("another brand's room")
-    if room.kind != "brand":
-        raise conflict("not_a_brand_room", "cards are pinned in the brand room")
-    return room
-
-
 async def pin_card(request: Request) -> Response:
     app = ctx(request)
     principal = await app.auth.require(request, "brand")
-    room = await _own_brand_room(request, app, principal)
+    room = await own_brand_room(request, app, principal)
     body = await parse_body(request, CardPin)
     async with app.db.read() as session:
         product = await session.get(Product, body.product_id)
@@ -49,7 +38,7 @@ async def pin_card(request: Request) -> Response:
 async def unpin_card(request: Request) -> Response:
     app = ctx(request)
     principal = await app.auth.require(request, "brand")
-    room = await _own_brand_room(request, app, principal)
+    room = await own_brand_room(request, app, principal)
     product_id = request.path_params["product_id"]
     if not await CardStore(app.redis).unpin(room.id, product_id):
         raise not_found("pinned card")

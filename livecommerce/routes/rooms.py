@@ -85,7 +85,9 @@ def owns_room(principal: Principal, room: Room) -> bool:
     return principal.role == "dealer" and room.dealer_id == principal.id
 
 
-async def _brand_room_of(request: Request, app: AppContext, principal: Principal) -> Room:
+async def own_brand_room(request: Request, app: AppContext, principal: Principal) -> Room:
+    """The brand room named by the path, which must be this brand's (403) and a brand room,
+    not a mirror (409 ``not_a_brand_room``)."""
     async with app.db.read() as session:
         room, _ = await load_room(session, request.path_params["room_id"])
     if room.brand_id != principal.id:
@@ -178,7 +180,7 @@ async def end_room(request: Request) -> Response:
 async def _set_status(request: Request, status: str) -> Response:
     app = ctx(request)
     principal = await app.auth.require(request, "brand")
-    room = await _brand_room_of(request, app, principal)
+    room = await own_brand_room(request, app, principal)
     await no_body(request)
     async with app.db.write() as session:
         fresh = await session.get(Room, room.id)
