@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -234,6 +235,61 @@ def tree_cpu_s(root_pid: int) -> float:
         total += times.get(pid, 0.0)
         stack.extend(child for child, parent in parents.items() if parent == pid)
     return total
+
+
+def tree_rss_mib(root_pid: int) -> float:
+    """Resident memory of a live process and its descendants, MiB (Linux /proc)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        rss[pid] = int(fields[21]) * page
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total / 2**20
+
+
+@dataclass
+class Health:
+    """``/healthz`` polled once a second while the load runs, and the server's memory."""
+
+    probes: int = 0
+    green: int = 0
+    slowest_ms: float = 0.0
+    peak_rss_mib: float = 0.0
+
+    async def watch(self, base_url: str, server_pid: int | None, stop: asyncio.Event) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
+            while not stop.is_set():
+                started = time.monotonic()
+                self.probes += 1
+                try:
+                    response = await http.get("/healthz")
+                    if response.status_code == 200 and response.json().get("status") == "ok":
+                        self.green += 1
+                except (httpx.HTTPError, ValueError):
+                    pass
+                self.slowest_ms = max(self.slowest_ms, (time.monotonic() - started) * 1000)
+                if server_pid:
+                    self.peak_rss_mib = max(self.peak_rss_mib, tree_rss_mib(server_pid))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+
+    def check(self) -> Check:
+        detail = (f"{self.green}/{self.probes} probes green, slowest {self.slowest_ms:.0f} ms, "
+                  f"server RSS peak {self.peak_rss_mib:.0f} MiB")  # fmt: skip
+        return Check("/healthz stayed green under load", self.probes > 0 and
+                     self.green == self.probes, detail)  # fmt: skip
 
 
 def read_results(run_dir: Path) -> list[dict[str, Any]]:
@@ -550,9 +606,15 @@ async def spike(
     server_pid = server.process.pid if server is not None and server.process else None
     server_cpu = tree_cpu_s(server_pid) if server_pid else 0.0
     wall = time.monotonic()
-    locust_code, loadgen_cpu = await asyncio.to_thread(
-        run_locust, args, scenario_path, out, processes, run_time
-    )
+    health, stop_watching = Health(), asyncio.Event()
+    watching = asyncio.create_task(health.watch(base_url, server_pid, stop_watching))
+    try:
+        locust_code, loadgen_cpu = await asyncio.to_thread(
+            run_locust, args, scenario_path, out, processes, run_time
+        )
+    finally:
+        stop_watching.set()
+        await watching
     usage = {
         "locust_wall_s": round(time.monotonic() - wall, 1),
         "loadgen_cpu_s": round(loadgen_cpu, 1),
@@ -563,6 +625,7 @@ async def spike(
         checks, counts = await check_outcome(client, world, args, records)
     except (SetupError, httpx.HTTPError, KeyError) as exc:
         checks, counts = [Check("the server answered the checks", False, repr(exc))], {}
+    checks.append(health.check())
     await client.http.aclose()
     errors: dict[str, int] = {}
     if server is not None:
@@ -575,6 +638,7 @@ async def spike(
         **buy_figures(records),
         **usage,
         "setup_s": round(setup_s, 1),
+        "server_rss_peak_mib": round(health.peak_rss_mib, 1),
     }
     for row in stats:
         if row["type"] == "WS" and row["name"] == "stock delay":

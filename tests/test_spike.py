@@ -26,8 +26,10 @@ def test_ci_sized_spike_passes_every_invariant(tmp_path: Path) -> None:
     assert done.returncode == 0, report[-6000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"], report[-6000:]
-    assert len(summary["invariants"]) == 5
+    assert len(summary["invariants"]) == 6
     assert all(check["passed"] for check in summary["invariants"])
+    assert any(c["name"].startswith("/healthz stayed green") for c in summary["invariants"])
+    assert summary["figures"]["server_rss_peak_mib"] > 0
     figures = summary["figures"]
     assert figures["sold"] == 100  # demand 200 × 2 > stock
     assert figures["buy_attempts"] >= 200
