@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,8 @@ from livecommerce.server import (
     uvicorn_options,
 )
 from livecommerce.settings import Settings
+
+log = logging.getLogger("livecommerce")
 
 PRODUCTS = [
     {"sku": "AUR-SERUM-30", "title": "Aurora Glow Serum 30 ml", "price_cents": 12900,
@@ -127,17 +130,32 @@ def describe(world: dict[str, Any]) -> str:
 
 
 async def _demo(settings: Settings, simulate: bool) -> None:
+    """Serve in this task (so a signal's clean exit unwinds it directly) while another task
+    seeds the world once the server is up, then runs the simulated audience."""
     config = uvicorn.Config(create_app(settings), **uvicorn_options(settings))  # type: ignore[arg-type]
     server = HubServer(config)
     # ffmpeg renders the looping test stream while the server starts (once per data dir)
     stream_ready = asyncio.create_task(demo_stream.generate(settings.data_dir))
-    serving = asyncio.create_task(server.serve())
-    while not server.started and not serving.done():
+    showing = asyncio.create_task(_seed_and_simulate(server, settings, simulate, stream_ready))
+    showing.add_done_callback(_report_failure)
+    try:
+        await server.serve()
+    finally:
+        for task in (showing, stream_ready):
+            task.cancel()
+        await asyncio.gather(showing, stream_ready, return_exceptions=True)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the demo could not seed its world", exc_info=task.exception())
+
+
+async def _seed_and_simulate(
+    server: uvicorn.Server, settings: Settings, simulate: bool, stream_ready: asyncio.Task[bool]
+) -> None:
+    while not server.started:
         await asyncio.sleep(0.05)
-    if serving.done():
-        stream_ready.cancel()
-        await serving
-        return
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base_url = settings.public_url or f"http://{host}:{settings.port}"
     assert settings.admin_token is not None
@@ -145,16 +163,10 @@ async def _demo(settings: Settings, simulate: bool) -> None:
     world = await seed(base_url, settings.admin_token, stream_url)
     (settings.data_dir / "demo.json").write_text(json.dumps(world, indent=2))
     print(describe(world), flush=True)
-    background = []
     if simulate:
         from livecommerce.simulation import simulate_audience
 
-        background.append(asyncio.create_task(simulate_audience(world)))
-    try:
-        await serving
-    finally:
-        for task in background:
-            task.cancel()
+        await simulate_audience(world)
 
 
 def run_demo(settings: Settings, simulate: bool = True) -> int:

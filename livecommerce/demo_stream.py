@@ -9,6 +9,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from livecommerce.embedded_redis import die_with_parent
+
 log = logging.getLogger("livecommerce")
 
 SEGMENT_S = 2
@@ -57,8 +59,15 @@ async def generate(data_dir: Path) -> bool:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )  # fmt: skip
-    _, stderr = await process.communicate()
+    try:
+        _, stderr = await process.communicate()
+    except BaseException:  # the demo stopped while ffmpeg ran: leave nothing behind
+        if process.returncode is None:
+            process.kill()
+            await asyncio.shield(process.wait())
+        raise
     if process.returncode != 0 or not is_ready(data_dir):
         log.warning("ffmpeg could not make the demo stream: %s", stderr.decode(errors="replace"))
         return False
