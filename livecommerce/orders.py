@@ -53,15 +53,20 @@ SQLITE_INSERT_ORDERS = (
 )
 
 
-def _sqlite_time(value: Any) -> Any:
-    """A datetime as SQLAlchemy's SQLite DateTime stores it (UTC, no zone); others unchanged."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+TIME_COLUMNS = tuple(index for index, name in enumerate(ORDER_COLUMNS) if name.endswith("_at"))
 
 
 def sqlite_order(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(_sqlite_time(row[name]) for name in ORDER_COLUMNS)
+    """The row's values in column order, times as SQLAlchemy's SQLite DateTime stores them
+    (UTC without a zone, ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    values = list(map(row.__getitem__, ORDER_COLUMNS))
+    for index in TIME_COLUMNS:
+        moment: datetime | None = values[index]
+        if moment is not None:
+            values[index] = (
+                moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            )
+    return tuple(values)
 
 
 @dataclass(frozen=True)
