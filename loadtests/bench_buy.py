@@ -185,7 +185,11 @@ def setup(api: httpx.Client, admin: str, viewers: int) -> dict[str, Any]:
 
 
 def run(seconds: float, connections: int, ws_connections: int) -> dict[str, Any]:
-    env = {"LIVECOMMERCE_BENCH_ROUTES": "1", "LIVECOMMERCE_BUY_RATE_PER_S": "1000000"}
+    env = {
+        "LIVECOMMERCE_BENCH_ROUTES": "1",
+        "LIVECOMMERCE_BUY_RATE_PER_S": "1000000",
+        "LIVECOMMERCE_WS_MESSAGES_PER_S": "1000000",
+    }  # measure the path, not the limits
     with (
         ServerProcess(env=env) as server,
         httpx.Client(base_url=server.base_url, timeout=60) as api,
