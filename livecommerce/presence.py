@@ -32,6 +32,10 @@ def viewers_last_key(brand_room_id: str) -> str:
     return f"{room_tag(brand_room_id)}:viewers_last"
 
 
+def viewers_peak_key(brand_room_id: str) -> str:
+    return f"{room_tag(brand_room_id)}:viewers_peak"
+
+
 class Presence:
     """Publishes ``viewers`` and ``likes`` events for the brand rooms this process serves."""
 
@@ -127,7 +131,8 @@ class Presence:
             for proc in procs:
                 pipe.hgetall(f"{tag}:viewers:{proc.decode()}")
             pipe.hgetall(viewers_last_key(brand_room_id))
-            *hashes, last_raw = await pipe.execute()
+            pipe.hgetall(viewers_peak_key(brand_room_id))
+            *hashes, last_raw, peak_raw = await pipe.execute()
         for counts in hashes:
             for room, count in counts.items():
                 totals[room.decode()] += int(count)
@@ -161,3 +166,7 @@ class Presence:
             viewers_last_key(brand_room_id),
             mapping={**published, "_total": total},
         )
+        peaks = {room.decode(): int(count) for room, count in peak_raw.items()}
+        higher = {room: count for room, count in published.items() if count > peaks.get(room, 0)}
+        if higher:  # the running maximum that room stats report as the peak
+            await self.redis.hset(viewers_peak_key(brand_room_id), mapping=higher)
