@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from livecommerce.process import ServerProcess
 from tests.conftest import Api
+from tests.wsclient import RoomClient
 
 ROLES = ("none", "bad", "viewer", "other_viewer", "dealer", "other_dealer", "brand",
          "other_brand", "admin")  # fmt: skip
@@ -189,3 +191,48 @@ def test_who_may_do_what(api: Api, shared_world: World, entry: Rule, role: str) 
         expected = (401,) if role in ("none", "bad") else (403, 404)
         assert response.status_code in expected, (role, response.status_code, response.text)
         assert response.json()["error"] in ("unauthorized", "forbidden", "not_found")
+
+
+# WebSocket: who may join a dealer's mirror, and who may chat and buy once in -----------------
+
+WS_JOIN = {"none": 4401, "bad": 4401, "viewer": None, "other_viewer": None, "dealer": None,
+           "other_dealer": 4403, "brand": None, "other_brand": 4403, "admin": None}  # fmt: skip
+WS_ACTS = frozenset({"viewer", "other_viewer"})  # chat and buy need a viewer token
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_who_may_join_a_mirror_and_act_in_it(
+    server: ServerProcess, shared_world: World, role: str
+) -> None:
+    world = shared_world
+    token = world.token(role)
+    query = f"?token={token}" if token else ""
+    async with RoomClient(f"{server.ws_url}/ws/rooms/{world.mirror['id']}{query}") as client:
+        refused = WS_JOIN[role]
+        if refused is not None:
+            assert await client.closed_with() == refused
+            return
+        await client.next("snapshot")
+        await client.send({"type": "chat", "text": "hello"})
+        buy = {
+            "type": "buy",
+            "seckill_id": world.seckill["id"],
+            "qty": 1,
+            "request_id": uuid.uuid4().hex,
+        }
+        await client.send(buy)
+        if role in WS_ACTS:
+            chat = await client.next("chat", where=lambda e: e["text"] == "hello")
+            assert chat["room_id"] == world.mirror["id"]
+            answer = await client.next(
+                "order", where=lambda e: e["request_id"] == buy["request_id"]
+            )
+            assert answer["result"] == "ok"
+        else:
+            first = await client.next("error")
+            second = await client.next("error")
+            assert {first["error"], second["error"]} == {"forbidden"}
+            assert (
+                second.get("request_id") == buy["request_id"]
+                or first.get("request_id") == buy["request_id"]
+            )
