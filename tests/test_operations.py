@@ -56,3 +56,21 @@ async def test_revoking_a_dealer_ends_its_mirrors_and_keeps_past_orders(
     assert kept["status"] == "paid"
     ledger = api.ok(api.get(f"/api/ledger?party=dealer:{dealer['id']}", dealer["token"]), 200)
     assert any(e["order_id"] == order["id"] and e["kind"] == "sale" for e in ledger["items"])
+
+
+def test_per_ip_buy_limit_throttles_many_tokens_from_one_address() -> None:
+    with ServerProcess(env={"LIVECOMMERCE_IP_RATE_LIMIT": "5"}) as server:
+        api = Api(server.base_url, server.admin_token)
+        w = world(api)
+        sk = seckill(api, w, stock=100, per_viewer_limit=5)
+        viewers = [api.viewer() for _ in range(12)]  # a scalper's many tokens, one address
+        path = f"/api/seckills/{sk['id']}/orders"
+        answers = [
+            api.post(path, v["token"], {"room_id": w["room"]["id"], "qty": 1,
+                                        "request_id": uuid.uuid4().hex})
+            for v in viewers
+        ]  # fmt: skip
+        throttled = [a for a in answers if a.status_code == 429]
+        assert throttled and all(a.status_code in (201, 429) for a in answers)
+        assert throttled[0].json()["error"] == "rate_limited"
+        assert int(throttled[0].headers["Retry-After"]) >= 1
