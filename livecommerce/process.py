@@ -53,7 +53,8 @@ class ServerProcess:
 
     @property
     def admin_token(self) -> str:
-        return (self.data_dir / "admin_token").read_text().strip()
+        token = self.extra_env.get("LIVECOMMERCE_ADMIN_TOKEN")
+        return token or (self.data_dir / "admin_token").read_text().strip()
 
     def start(self) -> ServerProcess:
         env = {

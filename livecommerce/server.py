@@ -134,13 +134,16 @@ def run_server(settings: Settings, announce: bool = True) -> int:
     """Start the embedded Redis if needed, then serve until interrupted."""
     exit_cleanly_on_signals()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    generated = not settings.admin_token  # a token the operator set is never echoed
     settings = settings.with_(admin_token=admin_token_for(settings))
     embedded, settings = start_embedded_redis(settings)
     try:
         prepare_schema(settings)
         if announce:
             print(f"livecommerce serving on http://{settings.host}:{settings.port}", flush=True)
-            print(f"admin token: {settings.admin_token}", flush=True)
+            if generated:
+                token_file = settings.data_dir / "admin_token"
+                print(f"admin token (kept in {token_file}): {settings.admin_token}", flush=True)
         if settings.workers > 1:
             _export(settings)
             uvicorn.run(
