@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,11 +216,11 @@ def source_ips(args: argparse.Namespace, base_url: str, processes: int) -> list[
     return [f"127.0.0.{11 + index}" for index in range(processes)]
 
 
-def tree_cpu_s(root_pid: int) -> float:
-    """CPU seconds used so far by a live process and its descendants (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _tree_sum(root_pid: int, value: Callable[[list[str]], float]) -> float:
+    """``value`` of each /proc stat (fields after the command name), summed over a live process
+    and its descendants (Linux)."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    values: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -228,35 +229,25 @@ def tree_cpu_s(root_pid: int) -> float:
         fields = text[text.rindex(")") + 2 :].split()
         pid = int(stat.parent.name)
         parents[pid] = int(fields[1])
-        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+        values[pid] = value(fields)
     total, stack = 0.0, [root_pid]
     while stack:
         pid = stack.pop()
-        total += times.get(pid, 0.0)
+        total += values.get(pid, 0.0)
         stack.extend(child for child, parent in parents.items() if parent == pid)
     return total
 
 
+def tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds used so far by a live process and its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return _tree_sum(root_pid, lambda fields: (int(fields[11]) + int(fields[12])) / tick)
+
+
 def tree_rss_mib(root_pid: int) -> float:
-    """Resident memory of a live process and its descendants, MiB (Linux /proc)."""
+    """Resident memory of a live process and its descendants, MiB."""
     page = os.sysconf("SC_PAGE_SIZE")
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        rss[pid] = int(fields[21]) * page
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(child for child, parent in parents.items() if parent == pid)
-    return total / 2**20
+    return _tree_sum(root_pid, lambda fields: int(fields[21]) * page) / 2**20
 
 
 @dataclass
