@@ -17,10 +17,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 from sqlmodel import select
 
 from livecommerce.auth import Principal
+from livecommerce.batching import ScriptBatcher
 from livecommerce.context import AppContext
 from livecommerce.errors import ApiError, invalid, not_found
 from livecommerce.ids import new_id
@@ -32,7 +32,6 @@ from livecommerce.order_records import (
     seckill_of,
     split_status,
 )
-from livecommerce.redisconn import evalsha_many
 from livecommerce.timeutil import from_ms, iso, now_ms, to_ms
 from livecommerce.validation import Id, Qty, RequestId, StrictBody, validate
 
@@ -40,7 +39,6 @@ ACTIVE_SET = "lc:seckills:active"  # seckills whose opening/closing is still to 
 ALL_SET = "lc:seckills:all"  # every seckill: the order writer and the sweeper walk these
 BUY_RESULTS = ("ok", "duplicate", "sold_out", "limit_exceeded", "not_started", "ended")
 ROOM_CACHE_S = 2.0
-MAX_BATCH = 512
 
 
 def load_script(redis: Redis, name: str) -> AsyncScript:
@@ -171,72 +169,6 @@ class WsBuy(StrictBody):
     seckill_id: Id
     qty: Qty
     request_id: RequestId
-
-
-class ScriptBatcher:
-    """Runs a script for every caller that arrives in the same event-loop tick (up to
-    ``MAX_BATCH``) in one pipelined round trip, and routes each reply to its caller."""
-
-    def __init__(self, redis: Redis, script: AsyncScript) -> None:
-        self.redis = redis
-        self.script = script
-        self._queue: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def call(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((keys, args, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            task = asyncio.create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(
-        self, batch: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]]
-    ) -> None:
-        try:
-            results = await self._execute(batch)
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _execute(
-        self, batch: list[tuple[Sequence[str], Sequence[str | int], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        for attempt in range(2):
-            calls = [(keys, args) for keys, args, _ in batch]
-            results = await evalsha_many(self.redis, self.script.sha, calls)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                # Redis lost its script cache (restart): load it, run the whole batch again —
-                # a NOSCRIPT reply means that script did not run.
-                self.script.sha = await self.redis.script_load(self.script.script)
-                if all(isinstance(r, NoScriptError) for r in results):
-                    continue
-                retry = [item for item, r in zip(batch, results, strict=True)
-                         if isinstance(r, NoScriptError)]  # fmt: skip
-                again = iter(await self._execute(retry))
-                return [next(again) if isinstance(r, NoScriptError) else r for r in results]
-            return results
-        return results
 
 
 class SeckillEngine:
